@@ -1,0 +1,86 @@
+"""``lmcourse bench``: each benchmark runs lmcourse and its reference on the same work, in one run.
+
+A benchmark is a module ``lmcourse.bench.<name>`` with ``run(profile) -> list[Row]``.
+Rows print as one table: component, lmcourse, reference, ratio, target, met?
+Results are also written to ``_build/bench/results.json``.
+
+Taught in the Performance appendix.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lmcourse.errors import LMCourseError
+
+#: Registered benchmarks, in the order of the book.
+BENCHMARKS = ["ngram"]
+
+
+@dataclass
+class Row:
+    """One measured comparison. ``ratio`` is how many times better lmcourse is, as ``target`` reads it."""
+
+    benchmark: str
+    component: str
+    lmcourse: float
+    reference: float
+    unit: str
+    ratio: float
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+def machine() -> dict[str, str]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    info = {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": str(torch.get_num_threads())}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def format_table(rows: list[Row]) -> str:
+    head = ["benchmark", "component", "lmcourse", "reference", "unit", "ratio", "target", "met"]
+    body = [[r.benchmark, r.component, f"{r.lmcourse:.4g}", f"{r.reference:.4g}", r.unit, f"{r.ratio:.3g}x",
+             r.target, "" if r.met is None else ("yes" if r.met else "NO")] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*["-" * w for w in widths])] + [fmt.format(*b) for b in body])
+
+
+def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_dir: Path | None = None) -> list[Row]:
+    names = names or BENCHMARKS
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise LMCourseError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    rows: list[Row] = []
+    for name in names:
+        module = importlib.import_module(f"lmcourse.bench.{name}")
+        new = module.run(profile)
+        rows.extend(new)
+        print(format_table(new), flush=True)
+        print(flush=True)
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    out_dir = out_dir or Path("_build") / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps({"profile": profile, "machine": info,
+                                                      "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    (out_dir / "results.md").write_text(format_table(rows) + "\n")
+    return rows
