@@ -16,25 +16,48 @@ int64 for any N, and ``key // V`` is the context index, so per-context sums are 
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
-from lmcourse.text.vocab import Vocabulary
+from lmcourse.text.vocab import BOS, EOS, Vocabulary
+
+
+def _padded_tokens(sentences: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
+    """``<s> w.. </s> <s> w.. </s>`` as one list (built in C by itertools), and sentence starts."""
+    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences)) + 2
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    pieces = zip(itertools.repeat((BOS,)), sentences, itertools.repeat((EOS,)))
+    return list(itertools.chain.from_iterable(itertools.chain.from_iterable(pieces))), starts
 
 
 def pad_and_encode(sentences: Sequence[Sequence[str]], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """All sentences as one id array ``<s> w.. </s> <s> w.. </s>``, and each sentence's start offset."""
-    pieces, starts, pos = [], [], 0
-    for sent in sentences:
-        ids = np.empty(len(sent) + 2, dtype=np.int64)
-        ids[0], ids[-1] = vocab.bos_id, vocab.eos_id
-        ids[1:-1] = vocab.encode(sent)
-        pieces.append(ids)
-        starts.append(pos)
-        pos += len(ids)
-    flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    return flat, np.asarray(starts, dtype=np.int64)
+    tokens, starts = _padded_tokens(sentences)
+    return vocab.encode(tokens), starts  # <s> and </s> are in every vocabulary
+
+
+def build_vocab_and_encode(sentences: Sequence[Sequence[str]], min_count: int = 1
+                           ) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+    """``Vocabulary(sentences)`` and ``pad_and_encode`` in one pass over the tokens.
+
+    Each token first gets the position of its first occurrence as a provisional id
+    (one dict look-up a token); counts and the final ids are then array operations.
+    """
+    tokens, starts = _padded_tokens(sentences)
+    first = np.fromiter(map({}.setdefault, tokens, itertools.count()), dtype=np.int64, count=len(tokens))
+    counts = np.bincount(first, minlength=len(tokens))
+    types = np.nonzero(counts)[0]
+    token_counts = dict(zip(map(tokens.__getitem__, types.tolist()), counts[types].tolist()))
+    n = len(starts)
+    if token_counts.get(BOS) != n or token_counts.get(EOS) != n:
+        raise ValueError(f"the text already contains the special token(s) {BOS!r} or {EOS!r}: remove them first")
+    del token_counts[BOS], token_counts[EOS]
+    vocab = Vocabulary.from_counts(token_counts, min_count)
+    final = np.zeros(len(tokens), dtype=np.int64)  # provisional id -> vocabulary id (<unk> = 0)
+    final[types] = vocab.encode(list(map(tokens.__getitem__, types.tolist())))
+    return vocab, final[first], starts
 
 
 def target_positions(flat: np.ndarray, starts: np.ndarray, eos: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +77,12 @@ class NGramCounts:
     ``keys[k]``, ``counts[k]`` and ``grams[k]`` (the tokens, shape (M_k, k)) are sorted by key.
     """
 
-    def __init__(self, sentences: Sequence[Sequence[str]], order: int, vocab: Vocabulary):
+    def __init__(self, sentences: Sequence[Sequence[str]], order: int, vocab: Vocabulary,
+                 encoded: tuple[np.ndarray, np.ndarray] | None = None):
         if not isinstance(order, int) or order < 1:
             raise ValueError(f"the n-gram order must be a whole number >= 1, not {order!r}")
         self.order, self.vocab, self.V = order, vocab, len(vocab)
-        flat, starts = pad_and_encode(sentences, vocab)
+        flat, starts = encoded if encoded is not None else pad_and_encode(sentences, vocab)
         idx, pos = target_positions(flat, starts)
         if len(idx) == 0:
             raise ValueError("cannot count n-grams of empty text: no sentence has a word")
@@ -67,12 +91,26 @@ class NGramCounts:
         self.keys: dict[int, np.ndarray] = {}
         self.counts: dict[int, np.ndarray] = {}
         self.grams: dict[int, np.ndarray] = {}
-        for k in range(1, order + 1):
-            at = idx[pos >= k - 1]  # k-grams that fit inside the sentence
-            grams = flat[at[:, None] + np.arange(-(k - 1), 1)]  # (M, k)
-            keys = self._keys_of_known_prefix(k, grams)
-            uniq, first, cnt = np.unique(keys, return_index=True, return_counts=True)
-            self.keys[k], self.counts[k], self.grams[k] = uniq, cnt.astype(np.int64), grams[first]
+        words_at = flat[idx]
+        # level 1: a bincount; then level k from level k-1: the context of the k-gram that
+        # ends at position j is the (k-1)-gram that ends at j-1, whose row we already know.
+        unigram = np.bincount(words_at, minlength=self.V)
+        self.keys[1] = np.nonzero(unigram)[0]
+        self.counts[1] = unigram[self.keys[1]]
+        self.grams[1] = self.keys[1][:, None]
+        row_at = np.full(len(flat), -1, dtype=np.int64)  # row of the (k-1)-gram ending at each position
+        for k in range(2, order + 1):
+            fits = pos >= k - 1
+            at = idx[fits]
+            ctx = flat[at - 1] if k == 2 else row_at[at - 1]
+            assert (ctx >= 0).all(), "every prefix of a counted k-gram is a counted (k-1)-gram"
+            keys = ctx * self.V + words_at[fits]
+            uniq, inverse, cnt = np.unique(keys, return_inverse=True, return_counts=True)
+            prefix = uniq // self.V
+            self.keys[k], self.counts[k] = uniq, cnt.astype(np.int64)
+            self.grams[k] = np.column_stack([prefix[:, None] if k == 2 else self.grams[k - 1][prefix], uniq % self.V])
+            row_at[:] = -1
+            row_at[at] = inverse
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -102,11 +140,6 @@ class NGramCounts:
         """Raw count of each (B, k) gram (0 if never seen)."""
         row = self.index(k, grams)
         return np.where(row >= 0, self.counts[k][np.maximum(row, 0)], 0)
-
-    def _keys_of_known_prefix(self, k: int, grams: np.ndarray) -> np.ndarray:
-        ctx = self.context_index(k, grams[:, :-1])
-        assert (ctx >= 0).all(), "every prefix of a counted k-gram is a counted (k-1)-gram"
-        return ctx * self.V + grams[:, -1]
 
     def unseen_rate(self, sentences: Sequence[Sequence[str]], k: int) -> float:
         """Share of the k-grams of ``sentences`` (full-length ones) never seen in training."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmcourse.errors import LMCourseError
-from lmcourse.lm.counts import NGramCounts, pad_and_encode, target_positions
+from lmcourse.lm.counts import NGramCounts, build_vocab_and_encode, pad_and_encode, target_positions
 from lmcourse.text.vocab import Vocabulary
 
 
@@ -43,8 +43,13 @@ class NGramLM:
             raise TypeError("fit() takes tokenised sentences, a list of lists of words (see lmcourse.text.words)")
         if not any(len(s) for s in sentences):
             raise ValueError("cannot fit an n-gram model on empty text: no sentence has a word")
-        self.vocab = vocab if vocab is not None else Vocabulary(sentences)
-        self.counts = NGramCounts(sentences, self.order, self.vocab)
+        if vocab is None:
+            vocab, flat, starts = build_vocab_and_encode(sentences)
+            encoded = (flat, starts)
+        else:
+            encoded = None
+        self.vocab = vocab
+        self.counts = NGramCounts(sentences, self.order, vocab, encoded=encoded)
         self._prepare()
         return self
 

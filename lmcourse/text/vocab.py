@@ -6,8 +6,9 @@ outside the vocabulary, ``<s>`` marks the start of a sentence (the notes' w_0,
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,15 +24,26 @@ class Vocabulary:
     specials = (UNK, BOS, EOS)
 
     def __init__(self, sentences: Iterable[Sequence[str]], min_count: int = 1):
+        self._build(Counter(itertools.chain.from_iterable(sentences)), min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1) -> Vocabulary:
+        """A vocabulary from token counts already made."""
+        vocab = cls.__new__(cls)
+        vocab._build(Counter(counts), min_count)
+        return vocab
+
+    def _build(self, counts: Counter, min_count: int) -> None:
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, not {min_count}")
-        counts = Counter(tok for sent in sentences for tok in sent)
         if not counts:
             raise ValueError("cannot build a vocabulary from empty text: no tokens were given")
         clash = [s for s in self.specials if s in counts]
         if clash:
             raise ValueError(f"the text already contains the special token(s) {clash}: remove them first")
-        kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+        kept = [t for t, c in counts.items() if c >= min_count]
+        kept.sort()
+        kept.sort(key=counts.__getitem__, reverse=True)  # stable: by count, then alphabetically
         self.itos: list[str] = list(self.specials) + kept
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
         self.counts = counts
@@ -51,7 +63,7 @@ class Vocabulary:
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
         """Token ids, ``<unk>`` for tokens outside the vocabulary."""
         get = self.stoi.get
-        return np.fromiter((get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+        return np.fromiter(map(get, tokens, itertools.repeat(0)), dtype=np.int64, count=len(tokens))
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[int(i)] for i in ids]
