@@ -76,12 +76,19 @@ _DIRECTION = re.compile(r"^_.*_\s*$")
 
 def _play_lines(path: Path) -> tuple[str, ...]:
     """Spoken lines of a play: no headings, speaker names or stage directions."""
-    out = []
+    out, in_direction = [], False
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
+        if in_direction:  # a stage direction that runs over several lines: _Enter ... \n ... with wine_
+            in_direction = not line.endswith("_")
+            continue
+        if line.startswith("_") and not _DIRECTION.match(line):
+            in_direction = True
+            continue
         if not line or line.startswith("#") or _SPEAKER.match(line) or _DIRECTION.match(line):
             continue
-        line = re.sub(r"_[^_]*_", "", line).replace("*", "").strip()  # inline directions
+        line = re.sub(r"_[^_]*_|\\?\[[^\]]*\]", "", line)  # inline directions: _Aside_, [Within]
+        line = re.sub(r"[_*\\]", "", line).strip()
         if line:
             out.append(line)
     return tuple(out)
