@@ -51,10 +51,9 @@ def built_book() -> Path:
         pytest.fail("MathJax is not installed in .mathjax/: run `make setup` (it installs mathjax from npm)")
     if OUT.exists():
         shutil.rmtree(OUT)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "-W", "-n", "--keep-going",
-           "--path-output", str(OUT)]
-    if shutil.which("jupyter-book"):
-        cmd = [shutil.which("jupyter-book"), *cmd[3:]]
+    exe = Path(sys.executable).parent / "jupyter-book"  # the venv's, even when it is not on PATH
+    cmd = [str(exe if exe.exists() else shutil.which("jupyter-book")), "build", str(ROOT), "-W", "-n",
+           "--keep-going", "--path-output", str(OUT)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
