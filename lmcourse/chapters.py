@@ -104,7 +104,11 @@ def select(names: list[str], root: Path | None = None) -> list[Chapter]:
 
 
 def clean_notebook(nb) -> None:
-    """Drop the run-to-run noise papermill and nbclient add, in place."""
+    """Drop the run-to-run noise papermill and nbclient add, in place.
+
+    Cell metadata that changes every run goes, and consecutive stream outputs of a cell
+    are merged (how a cell's prints are cut into chunks depends on timing).
+    """
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         for key in VOLATILE_CELL_KEYS:
@@ -112,6 +116,20 @@ def clean_notebook(nb) -> None:
         tags = cell.metadata.get("tags")
         if tags is not None and not tags:
             del cell.metadata["tags"]
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
+
+
+def _merge_streams(outputs: list) -> list:
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
 
 
 def writes_back(profile: str, device: str) -> bool:

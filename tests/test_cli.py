@@ -49,7 +49,8 @@ def tiny_notebook(path: Path, fail: bool = False) -> None:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "auto"\nseed = 0')
     params.metadata["tags"] = ["parameters"]
-    body = "raise ValueError('broken on purpose')" if fail else "print(profile, device)"
+    body = ("raise ValueError('broken on purpose')" if fail
+            else "import sys, time\nprint(profile, end=' ')\nsys.stdout.flush()\ntime.sleep(0.3)\nprint(device)")
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
@@ -71,6 +72,7 @@ def test_run_writes_back_cleanly_and_reports_the_failing_cell(course, capsys, mo
     assert "ok" in out.out and "FAILED" in out.out
     assert "chapter bad failed in cell 2" in out.err and "ValueError: broken on purpose" in out.err
     nb = nbformat.read(course / "ok.ipynb", as_version=4)
+    assert len(nb.cells[2].outputs) == 1  # two flushed chunks merged into one stream output
     assert nb.cells[2].outputs[0]["text"] == "smoke auto\n"  # its own parameters; the GPU hidden
     assert "papermill" not in nb.metadata and all("papermill" not in c.metadata for c in nb.cells)
     assert len(nb.cells) == 3  # no injected-parameters cell in a write-back run
