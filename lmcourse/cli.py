@@ -2,6 +2,7 @@
 
     lmcourse run [CHAPTER ...] [--profile smoke|full] [--device auto|cpu|cuda] [--yes]
     lmcourse bench [NAME ...] [--profile smoke|full]
+    lmcourse assign init DIR | release CHAPTER... --as NAME | grade NAME  [--course DIR]
     lmcourse assets
 
 Errors in what was asked (an unknown chapter, profile or benchmark, a missing
@@ -101,6 +102,33 @@ def _assets(args) -> int:
     return 1 if bad else 0
 
 
+def _assign(args) -> int:
+    from lmcourse import assign
+    from lmcourse.chapters import select
+
+    if args.action == "init":
+        if len(args.chapters) > 1:
+            raise assign.AssignError("init takes one folder: lmcourse assign init DIR")
+        course = args.chapters[0] if args.chapters else args.course
+        root = assign.init(course, timeout=args.timeout or assign.DEFAULT_TIMEOUT)
+        print(f"nbgrader course created in {root}")
+    elif args.action == "release":
+        if not args.name:
+            raise assign.AssignError("name the assignment: --as NAME")
+        released = assign.release(args.course, select(args.chapters), args.name)
+        for path in released:
+            print(f"released: {path}")
+    else:
+        if len(args.chapters) != 1:
+            raise assign.AssignError("grade takes one assignment name: lmcourse assign grade NAME")
+        grades = assign.grade(args.course, args.chapters[0], timeout=args.timeout)
+        for g in grades:
+            flag = "  (changed the course folder: restored)" if g.tampered else ""
+            print(f"{g.student:<20} {g.score:6.2f} / {g.max_score:g}{flag}")
+        print(f"grades: {args.course}/grades.csv, feedback: {args.course}/feedback/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmcourse", description="Language models, from n-grams to ZeRO: course tools.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -117,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("names", nargs="*", help="benchmark names (default: all)")
     b.add_argument("--profile", default="smoke", choices=PROFILES)
     b.set_defaults(func=_bench)
+
+    g = sub.add_parser("assign", help="graded assignments with nbgrader: init, release, grade")
+    g.add_argument("action", choices=["init", "release", "grade"])
+    g.add_argument("chapters", nargs="*", metavar="ARG",
+                   help="init: the course folder; release: chapters; grade: the assignment name")
+    g.add_argument("--as", dest="name", help="release: the assignment's name")
+    g.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    g.add_argument("--timeout", type=int, help="seconds a cell may run while grading")
+    g.set_defaults(func=_assign)
 
     a = sub.add_parser("assets", help="check the offline data assets")
     a.set_defaults(func=_assets)
