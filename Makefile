@@ -6,6 +6,8 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 # A CPU build of torch by default (this machine has its wheel); on a GPU machine: make TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
+# Where to get torch from, when not from the package index (e.g. PyTorch's CPU-only index)
+TORCH_INDEX ?=
 MATHJAX    ?= mathjax@3.2.2
 JOBS       ?= 2
 STAMP      := $(VENV)/.installed
@@ -20,7 +22,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[book,test,assign]"
 	touch $(STAMP)
 

@@ -21,9 +21,11 @@ _TOC = None
 
 def pytest_ignore_collect(collection_path: Path, config):
     global _TOC
-    if any(part in IGNORED_DIRS for part in collection_path.parts):
+    check_all = os.environ.get("LMCOURSE_NBVAL_ALL") == "1"  # e.g. executed copies under _build/
+    ignored = {".venv", ".git", "node_modules"} if check_all else IGNORED_DIRS
+    if any(part in ignored for part in collection_path.parts):
         return True
-    if collection_path.suffix == ".ipynb" and os.environ.get("LMCOURSE_NBVAL_ALL") != "1":
+    if collection_path.suffix == ".ipynb" and not check_all:
         if _TOC is None:
             _TOC = _toc_notebooks()
         return collection_path.resolve() not in _TOC
