@@ -28,9 +28,12 @@ from lmcourse.errors import ConfigError
 
 PROFILES = ("smoke", "full")
 
-#: Threads used on the CPU unless ``LMCOURSE_THREADS`` says otherwise. A fixed count
-#: makes reductions (and so stored outputs) reproduce bit for bit run after run.
-DEFAULT_THREADS = 2
+#: CPU threads per profile, unless ``LMCOURSE_THREADS`` says otherwise. The smoke profile
+#: (whose outputs the chapters store) uses one fixed thread: reductions then run in one
+#: order, so outputs reproduce bit for bit, and two chapters checked side by side on a
+#: 2-core machine do not fight over the cores (the course's small models are faster on
+#: one thread than on two shared ones). ``None`` keeps torch's default (all cores).
+DEFAULT_THREADS = {"smoke": 1, "full": None}
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,14 @@ def setup(profile: str = "smoke", device: str | torch.device = "auto", seed: int
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     dev = pick_device(device)
-    if threads is None:
-        env = os.environ.get("LMCOURSE_THREADS", str(DEFAULT_THREADS))
+    if threads is None and "LMCOURSE_THREADS" in os.environ:
+        env = os.environ["LMCOURSE_THREADS"]
         try:
             threads = int(env)
         except ValueError:
             raise ConfigError(f"LMCOURSE_THREADS must be a whole number, not {env!r}") from None
+    if threads is None:
+        threads = DEFAULT_THREADS[profile] or os.cpu_count() or 1
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, not {threads}")
     torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ def test_setup_seeds_everything_and_fixes_threads(monkeypatch):
     lmcourse.setup("smoke", "cpu", seed=3)
     b = (random.random(), np.random.rand(), torch.rand(1).item())
     assert a == b
-    assert P.device == torch.device("cpu") and P.threads == 2 == torch.get_num_threads()
+    assert P.device == torch.device("cpu") and P.threads == 1 == torch.get_num_threads()
     assert P.is_smoke and P.pick(smoke=1, full=2) == 1 and P["batch_size"] > 0
 
 

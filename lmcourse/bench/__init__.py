@@ -17,7 +17,7 @@ from pathlib import Path
 from lmcourse.errors import LMCourseError
 
 #: Registered benchmarks, in the order of the book.
-BENCHMARKS = ["ngram"]
+BENCHMARKS = ["ngram", "transformer"]
 
 
 @dataclass
