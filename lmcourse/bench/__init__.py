@@ -17,7 +17,7 @@ from pathlib import Path
 from lmcourse.errors import LMCourseError
 
 #: Registered benchmarks, in the order of the book.
-BENCHMARKS = ["ngram", "transformer"]
+BENCHMARKS = ["ngram", "word2vec", "transformer", "systems"]
 
 
 @dataclass

@@ -9,7 +9,11 @@ from lmcourse.systems.collectives import CollectiveError, ring_all_gather, ring_
 from lmcourse.systems.data_parallel import DDP, UnusedParameterError, parameter_server_step
 from lmcourse.systems.launch import LaunchError, free_port, launch, worker_setup
 from lmcourse.systems.memory import Memory, measure_training, training_memory
+from lmcourse.systems.pipeline import bubble_formula, gpipe_step, split_layers
+from lmcourse.systems.tensor_parallel import ColumnParallelLinear, ParallelMLP, ParallelSelfAttention, RowParallelLinear
+from lmcourse.systems.zero import ZeroAdam, zero_memory_formula
 
 __all__ = ["DDP", "CollectiveError", "LaunchError", "Memory", "UnusedParameterError", "free_port", "launch",
            "measure_training", "parameter_server_step", "ring_all_gather", "ring_all_reduce", "ring_reduce_scatter",
-           "training_memory", "worker_setup"]
+           "training_memory", "worker_setup", "bubble_formula", "gpipe_step", "split_layers", "ColumnParallelLinear",
+           "ParallelMLP", "ParallelSelfAttention", "RowParallelLinear", "ZeroAdam", "zero_memory_formula"]
