@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,16 @@ def _config_text(root: Path, timeout: int) -> str:
             f"c.Execute.interrupt_on_timeout = True\n")
 
 
+def _tools_on_path() -> None:
+    """nbgrader runs helper programs (alembic) by name: put this environment's scripts first on PATH."""
+    scripts = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != scripts:
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
 def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run an nbgrader command in ``course``; raise AssignError with its log on failure."""
+    _tools_on_path()
     exe = Path(sys.executable).parent / "nbgrader"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nbgrader"]
     try:
@@ -92,6 +101,7 @@ def init(course: str | Path, timeout: int = DEFAULT_TIMEOUT) -> Path:
         raise AssignError(f"{root} already holds an nbgrader course: not overwriting it")
     (root / "source").mkdir(parents=True, exist_ok=True)
     (root / CONFIG).write_text(_config_text(root, timeout))
+    _tools_on_path()
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / GRADEBOOK}", course_id=COURSE_ID):

@@ -128,16 +128,17 @@ def setup(profile: str = "smoke", device: str | torch.device = "auto", seed: int
 def show(obj: Any) -> None:
     """Display the source of a package object, so a chapter shows the code it runs.
 
-    In a notebook the source is shown highlighted; elsewhere it is printed.
+    In a notebook the source is shown as a Markdown code block (the book highlights it
+    when it builds, so the stored output is the plain source); elsewhere it is printed.
     """
     source = inspect.getsource(obj).rstrip()
     try:
         from IPython import get_ipython
-        from IPython.display import Code, display
+        from IPython.display import Markdown, display
     except ImportError:  # pragma: no cover - IPython comes with the book extra
         print(source)
         return
     if get_ipython() is None:
         print(source)
     else:
-        display(Code(source, language="python"))
+        display(Markdown(f"```python\n{source}\n```"))
