@@ -175,7 +175,8 @@ def execute(chapter: Chapter, profile: str, device: str, root: Path, timeout: in
     try:
         pm.execute_notebook(str(chapter.path), str(tmp), parameters=params, kernel_name="python3",
                             cwd=str(chapter.path.parent), progress_bar=False, log_output=False,
-                            execution_timeout=timeout, request_save_on_cell_execute=False)
+                            execution_timeout=timeout, request_save_on_cell_execute=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel start-up chatter
     except PapermillExecutionError as e:
         tmp.unlink(missing_ok=True)
         raise ChapterError(f"chapter {chapter.name} failed in cell {e.cell_index} "
