@@ -96,3 +96,14 @@ def test_console_script_is_installed():
     exe = shutil.which("lmcourse") or str(Path(sys.executable).parent / "lmcourse")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout and "bench" in out.stdout
+
+
+def test_every_registered_benchmark_has_a_run_function():
+    import importlib
+
+    from lmcourse.bench import BENCHMARKS
+
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"lmcourse.bench.{name}")
+        assert callable(module.run), name
+    assert {"ngram", "word2vec", "rnn", "transformer", "gpt", "systems", "efficiency"} <= set(BENCHMARKS)

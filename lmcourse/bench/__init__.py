@@ -17,7 +17,7 @@ from pathlib import Path
 from lmcourse.errors import LMCourseError
 
 #: Registered benchmarks, in the order of the book.
-BENCHMARKS = ["ngram", "word2vec", "rnn", "transformer", "gpt", "systems", "efficiency", "compression"]
+BENCHMARKS = ["ngram", "word2vec", "rnn", "transformer", "gpt", "systems", "efficiency"]  # efficiency includes compression
 
 
 @dataclass

@@ -10,6 +10,8 @@ Taught in chapter 19 (Mixed precision, offloading, overlapping, checkpointing).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from lmcourse.bench import Row
@@ -60,4 +62,7 @@ def run(profile: str = "smoke") -> list[Row]:
             "", None, f"offload / on-device time; copies {off['offload']['copy_seconds'] * 1e3:.3g} ms/step "
                       f"({device}: no PCIe on a CPU-only machine)"),
     ]
-    return rows
+    # int8 vs fp32 inference and student vs teacher speed (chapter 20), side by side in the same run
+    from lmcourse.bench import compression
+
+    return rows + [replace(r, benchmark="efficiency") for r in compression.run(profile)]
