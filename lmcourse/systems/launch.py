@@ -107,7 +107,7 @@ def launch(fn: Callable[..., Any], world_size: int, args: tuple = (), *, backend
                 rank, status, value = results.get()
                 if status == "ok":
                     out[rank] = value
-                else:
+                elif error is None:  # the first failure is the cause; its peers then fail on closed connections
                     error = f"worker {rank} of {world_size} failed: {value}"
             if error is None and len(out) < world_size:
                 dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in out]
