@@ -64,7 +64,13 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*["-" * w for w in widths])] + [fmt.format(*b) for b in body])
 
 
-def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_dir: Path | None = None) -> list[Row]:
+def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_dir: Path | None = None,
+                   echo: bool = True, write: bool = True) -> list[Row]:
+    """Run the named benchmarks (default: all, in book order) and return their rows.
+
+    ``echo`` prints each benchmark's table as it finishes; ``write`` saves ``results.json`` (rows, profile
+    and machine) and ``results.md`` under ``out_dir`` (default ``_build/bench``), the build folder.
+    """
     names = names or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -74,10 +80,14 @@ def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_d
         module = importlib.import_module(f"lmcourse.bench.{name}")
         new = module.run(profile)
         rows.extend(new)
-        print(format_table(new), flush=True)
-        print(flush=True)
+        if echo:
+            print(format_table(new), flush=True)
+            print(flush=True)
     info = machine()
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if echo:
+        print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if not write:
+        return rows
     out_dir = out_dir or Path("_build") / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"profile": profile, "machine": info,

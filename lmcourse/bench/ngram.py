@@ -12,6 +12,9 @@ Same corpus, same vocabulary, same n-grams on both sides, in one run:
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,20 @@ from pathlib import Path
 from lmcourse.bench import Row
 from lmcourse.data import load_corpus
 from lmcourse.lm import AddK, KneserNey, to_arpa
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C-level writes to file descriptor 2 (KenLM's loading messages) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _best_time(fn, repeat: int = 3) -> tuple[float, object]:
@@ -79,7 +96,8 @@ def run(profile: str = "smoke") -> list[Row]:
     big_test = corpus.sentences("test")
     model = KneserNey(n).fit(big_train)
     with tempfile.TemporaryDirectory() as tmp:
-        ref = kenlm.Model(str(to_arpa(model, Path(tmp) / "bench.arpa")))
+        with _quiet_stderr():  # KenLM prints a progress bar while it reads an ARPA file
+            ref = kenlm.Model(str(to_arpa(model, Path(tmp) / "bench.arpa")))
     lines = [" ".join(s) for s in big_test]
     n_grams = sum(len(s) + 1 for s in big_test)
     t_ref, _ = _best_time(lambda: sum(ref.score(s, bos=True, eos=True) for s in lines))
