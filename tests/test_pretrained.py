@@ -111,3 +111,22 @@ def test_sentiment_splits_are_fixed():
     assert yb == [0, 1, 2] * 4
     with pytest.raises(ValueError, match="split"):
         load_sentiment("tweets", "dev")
+
+
+def test_first_smollm2_load_in_a_kernel_displays_nothing(tmp_path):
+    """A fresh machine dequantises SmolLM2 inside the first chapter that loads it: transformers' progress bars
+    (GGUF conversion, "Writing model shards") are ipywidgets there, which no stdout/stderr redirect catches."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    try:
+        pretrained.asset_dir("smollm2")
+    except AssetError as e:
+        pytest.skip(str(e))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        f"import os\nos.environ['LMCOURSE_CACHE'] = {str(tmp_path)!r}\n"
+        "from lmcourse.models.pretrained import load, smollm2_cache\n"
+        "model, tok = load('smollm2')\nprint(smollm2_cache().is_dir())")]
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [(o.output_type, o.get("text")) for o in outputs] == [("stream", "True\n")], outputs

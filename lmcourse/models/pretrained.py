@@ -193,6 +193,26 @@ def _cache_ok(folder: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _no_gguf_progress_bar():
+    """Silence transformers' GGUF conversion bar: it uses ``tqdm.auto``, which in a Jupyter kernel with
+    ipywidgets is a widget displayed as an output (redirecting stdout/stderr does not catch it)."""
+    from functools import partial
+    from unittest import mock
+
+    from tqdm.std import tqdm as plain_tqdm
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    if not hasattr(gguf_utils, "tqdm"):
+        yield
+        return
+    with mock.patch.object(gguf_utils, "tqdm", partial(plain_tqdm, disable=True)):
+        yield
+
+
 def _dequantise_smollm2(folder: Path) -> None:
     """GGUF -> fp32 safetensors, written to a temporary folder, checksummed, then moved in place."""
     for mod, pip_name in (("gguf", "gguf"), ("accelerate", "accelerate"), ("transformers", "transformers")):
@@ -207,7 +227,7 @@ def _dequantise_smollm2(folder: Path) -> None:
     hf_logging.disable_progress_bar()
     quiet = open(os.devnull, "w")                  # the GGUF converter's progress bars would reach notebooks
     try:
-        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet), _no_gguf_progress_bar():
             tok = AutoTokenizer.from_pretrained(str(root), gguf_file=gguf)
             model = AutoModelForCausalLM.from_pretrained(str(root), gguf_file=gguf, dtype=torch.float32)
     finally:
@@ -220,9 +240,13 @@ def _dequantise_smollm2(folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     try:
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            model.save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
+        hf_logging.disable_progress_bar()           # "Writing model shards" would be a widget in a notebook
+        try:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+                model.save_pretrained(str(tmp))
+                tok.save_pretrained(str(tmp))
+        finally:
+            hf_logging.enable_progress_bar()
         digests = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
         (tmp / "lmcourse-sha256.json").write_text(json.dumps(digests, indent=1))
         if folder.exists():
