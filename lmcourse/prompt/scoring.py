@@ -395,6 +395,7 @@ def build_minilm_mlm(recipe: dict | None = None) -> tuple[MiniLMForMaskedLM, dic
     """
     from lmcourse.data import load_corpus
     from lmcourse.models.pretrained import load
+    from lmcourse.train import train
     r = {**MLM_RECIPE, **(recipe or {})}
     encoder, _ = load("minilm")
     tok = minilm_tokenizer_hf()
@@ -411,14 +412,11 @@ def build_minilm_mlm(recipe: dict | None = None) -> tuple[MiniLMForMaskedLM, dic
             hs.append(h[lab != -100]), ys.append(lab[lab != -100])
     H, Y = torch.cat(hs), torch.cat(ys)                                  # (N, C), (N,)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=r["lr"])
     g = torch.Generator().manual_seed(r["seed"])
-    for _ in range(r["steps"]):
-        i = torch.randint(0, len(H), (r["batch"],), generator=g)
-        loss = nn.functional.cross_entropy(model.head(H[i]), Y[i])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    draws = (torch.randint(0, len(H), (r["batch"],), generator=g) for _ in range(r["steps"]))  # rows of H
+    train(model, draws, lambda m, i: nn.functional.cross_entropy(m.head(H[i]), Y[i]),
+          torch.optim.AdamW(params, lr=r["lr"]), r["steps"])
+    model.eval()                                                         # train() left the encoder in train mode
     with torch.no_grad():
         hits = []
         for ids, att, lab in _mlm_batches(tok, valid_lines, r["max_length"], r["seed"] + 1):
