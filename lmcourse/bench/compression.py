@@ -14,12 +14,12 @@ Taught in chapter 20 (Model compression); results in the Performance appendix.
 """
 from __future__ import annotations
 
-import statistics
-import time
+from functools import partial
 
 import torch
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import alternated
 
 SIZES = {
     "smoke": {"batch": 16, "seq": 32, "layers": 6, "student": 2, "d": 384, "heads": 12, "ff": 1536,
@@ -27,20 +27,6 @@ SIZES = {
     "full": {"batch": 64, "seq": 128, "layers": 12, "student": 4, "d": 768, "heads": 12, "ff": 3072,
              "vocab": 30522, "repeats": 20},
 }
-
-
-def _time(models: dict, x: tuple, repeats: int) -> dict[str, float]:
-    """Median seconds per forward of each model, alternating models so machine noise hits all alike."""
-    times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.no_grad():
-        for m in models.values():
-            m(*x)                                                   # warm up
-        for _ in range(repeats):
-            for k, m in models.items():
-                t = time.perf_counter()
-                m(*x)
-                times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def run(profile: str = "smoke") -> list[Row]:
@@ -61,7 +47,9 @@ def run(profile: str = "smoke") -> list[Row]:
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, s["vocab"], (s["batch"], s["seq"]), generator=g)
     x = (ids, None, torch.ones_like(ids))
-    t = _time({"fp32": teacher, "int8": int8_torch, "ours": int8_ours, "student": student}, x, s["repeats"])
+    models = {"fp32": teacher, "int8": int8_torch, "ours": int8_ours, "student": student}
+    with torch.no_grad():
+        t = alternated({k: partial(m, *x) for k, m in models.items()}, s["repeats"], device="cpu")
     size_fp, size_q = compress.model_size_bytes(teacher), compress.model_size_bytes(int8_ours)
     lin_fp = sum(m.weight.numel() * 4 for m in compress.prunable_linears(teacher).values())
     lin_q = sum(m.qweight.numel() + 4 * m.scale.numel() for m in int8_ours.modules()

@@ -15,11 +15,11 @@ Smoke: MiniLM (22.7M) on a batch of 8 x 32 tokens; full: SmolLM2-135M on 8 x 128
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import alternated
 
 SIZES = {"smoke": {"model": "minilm", "batch": 8, "tokens": 32, "repeats": 12, "targets": ["query", "value"]},
          "full": {"model": "smollm2", "batch": 8, "tokens": 128, "repeats": 12, "targets": ["q_proj", "v_proj"]}}
@@ -44,20 +44,12 @@ def _loss_fn(ids):
     return loss
 
 
-def _step(model, opt, loss) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    loss(model).backward()
-    opt.step()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def _median(v: list[float]) -> float:
-    return sorted(v)[len(v) // 2]
+def _step(model, opt, loss):
+    def go():
+        opt.zero_grad(set_to_none=True)
+        loss(model).backward()
+        opt.step()
+    return go
 
 
 def run(profile: str = "smoke") -> list[Row]:
@@ -92,13 +84,8 @@ def _run(s, peft, add_lora, count_parameters, LadderSideNetwork, measure_trainin
     opts = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], 1e-4)
             for k, m in (("ours", ours), ("peft", theirs))}
     models = {"ours": ours, "peft": theirs}
-    for k in models:                                         # warm-up
-        _step(models[k], opts[k], loss)
-    times = {"ours": [], "peft": []}
-    for i in range(s["repeats"]):                            # interleaved, order alternating: a busy machine
-        for k in (("ours", "peft") if i % 2 == 0 else ("peft", "ours")):      # hits both alike
-            times[k].append(_step(models[k], opts[k], loss))
-    t_ours, t_peft = _median(times["ours"]), _median(times["peft"])
+    t = alternated({k: _step(models[k], opts[k], loss) for k in models}, s["repeats"], device=device)
+    t_ours, t_peft = t["ours"], t["peft"]
     mem = {k: measure_training(models[k], loss, opts[k]).total for k in ("ours", "peft")}
     del ours, theirs, models, opts
 

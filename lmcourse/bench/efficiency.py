@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import alternated
 
 SIZES = {"smoke": {"n_layer": 8, "n_embd": 32, "block": 32, "batch": 4, "vocab": 64, "repeats": 5, "steps": 5},
          "full": {"n_layer": 16, "n_embd": 256, "block": 256, "batch": 16, "vocab": 1024, "repeats": 5, "steps": 8}}
@@ -22,7 +23,7 @@ SIZES = {"smoke": {"n_layer": 8, "n_embd": 32, "block": 32, "batch": 4, "vocab":
 
 def run(profile: str = "smoke") -> list[Row]:
     from lmcourse.models import GPT, GPTConfig
-    from lmcourse.systems.checkpoint import activation_memory, step_time
+    from lmcourse.systems.checkpoint import activation_memory, checkpointed_forward
     from lmcourse.systems.offload import compare_offload
 
     s = SIZES["smoke" if profile == "smoke" else "full"]
@@ -35,12 +36,16 @@ def run(profile: str = "smoke") -> list[Row]:
     mem = {k: activation_memory(model, idx, tgt, k) for k in range(s["n_layer"] + 1)}
     k = min(range(1, s["n_layer"] + 1), key=lambda j: mem[j]["peak"])      # measured best (see chapter 19)
     plain, ckpt = mem[0], mem[k]
-    runs = {"plain": [], "ours": [], "torch": []}
-    for _ in range(s["repeats"]):                                           # interleaved: a busy CPU hits all three
-        runs["plain"].append(step_time(model, idx, tgt, 0, 1))
-        runs["ours"].append(step_time(model, idx, tgt, k, 1))
-        runs["torch"].append(step_time(model, idx, tgt, k, 1, use_torch=True))
-    t_plain, t_ours, t_torch = (sorted(v)[len(v) // 2] for v in runs.values())
+
+    def ckpt_step(segments: int, use_torch: bool = False):
+        def go():
+            model.zero_grad(set_to_none=True)
+            checkpointed_forward(model, idx, tgt, segments, use_torch=use_torch).backward()
+        return go
+
+    t = alternated({"plain": ckpt_step(0), "ours": ckpt_step(k), "torch": ckpt_step(k, use_torch=True)},
+                   s["repeats"], device=device)                              # a busy CPU hits all three
+    t_plain, t_ours, t_torch = t["plain"], t["ours"], t["torch"]
     rows = [
         Row("efficiency", f"checkpoint activation bytes (k={k} of n={s['n_layer']})", ckpt["peak"], plain["peak"],
             "bytes", plain["peak"] / ckpt["peak"], "> 1x", plain["peak"] > ckpt["peak"],

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import best_time
 from lmcourse.data import load_corpus
 from lmcourse.lm import AddK, KneserNey, to_arpa
 
@@ -36,15 +37,6 @@ def _quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _best_time(fn, repeat: int = 3) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def _nltk_side(cls, train, test, n, **kw) -> tuple[float, float]:
@@ -84,7 +76,7 @@ def run(profile: str = "smoke") -> list[Row]:
          {"discount": 0.75}, test_kn),
     ]:
         t_ref, ppl_ref = _nltk_side(nltk_cls, train, test, n, **kw)
-        t_ours, ppl_ours = _best_time(lambda: ours_factory().fit(train).perplexity(test, eos=True))
+        t_ours, ppl_ours = best_time(lambda: ours_factory().fit(train).perplexity(test, eos=True))
         rows.append(Row("ngram", label, t_ours, t_ref, "s", t_ref / t_ours, ">= 100x faster",
                         t_ref / t_ours >= 100, f"perplexity lmcourse {ppl_ours:.4g}, nltk {ppl_ref:.4g}"))
 
@@ -100,8 +92,8 @@ def run(profile: str = "smoke") -> list[Row]:
             ref = kenlm.Model(str(to_arpa(model, Path(tmp) / "bench.arpa")))
     lines = [" ".join(s) for s in big_test]
     n_grams = sum(len(s) + 1 for s in big_test)
-    t_ref, _ = _best_time(lambda: sum(ref.score(s, bos=True, eos=True) for s in lines))
-    t_ours, _ = _best_time(lambda: model.token_logprobs(big_test, eos=True))
+    t_ref, _ = best_time(lambda: sum(ref.score(s, bos=True, eos=True) for s in lines))
+    t_ours, _ = best_time(lambda: model.token_logprobs(big_test, eos=True))
     rows.append(Row("ngram", "trigram KN scoring throughput", n_grams / t_ours, n_grams / t_ref, "n-grams/s",
                     t_ref / t_ours, "(KenLM, C++: the limit)", None, f"{n_grams} n-grams"))
     return rows

@@ -16,13 +16,12 @@ Targets (issue 7): at most 1.1x peft's time, no more memory.
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
 
 import torch
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import alternated
 
 SIZES = {"smoke": {"layers": 4, "batch": 4, "tokens": 32, "virtual": 20, "repeats": 7},
          "full": {"layers": None, "batch": 8, "tokens": 128, "virtual": 20, "repeats": 15}}
@@ -38,11 +37,6 @@ def _model(layers: int | None, device: str):
                       num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
                       tie_word_embeddings=True)
     return LlamaForCausalLM(cfg).to(device)
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def run(profile: str = "smoke") -> list[Row]:
@@ -72,25 +66,16 @@ def run(profile: str = "smoke") -> list[Row]:
             warnings.simplefilter("ignore")
             return m(input_ids=ids, attention_mask=mask, labels=ids).loss
 
-    def step(name: str) -> float:
-        m, opt = sides[name], opts[name]
-        _sync(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss_fn(m).backward()
-        opt.step()
-        _sync(device)
-        return time.perf_counter() - t0
+    def step(name: str):
+        def go():
+            opts[name].zero_grad(set_to_none=True)
+            loss_fn(sides[name]).backward()
+            opts[name].step()
+        return go
 
     with torch.no_grad():                           # same loss before training: same computation
         same = abs(loss_fn(ours).item() - loss_fn(ref).item())
-    for name in sides:                              # warm-up
-        step(name)
-    times = {k: [] for k in sides}
-    for _ in range(s["repeats"]):
-        for name in sides:
-            times[name].append(step(name))
-    t = {k: statistics.median(v) for k, v in times.items()}
+    t = alternated({name: step(name) for name in sides}, s["repeats"], device=device)
     mem = {k: measure_training(m, loss_fn, opts[k]) for k, m in sides.items()}
     total = {k: v.total for k, v in mem.items()}
     act = {k: v.activations for k, v in mem.items()}

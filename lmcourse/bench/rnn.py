@@ -9,11 +9,10 @@ ATen/cuDNN kernel. No target: the ratio measures what the fused kernels buy.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import best_time
 from lmcourse.nn import rnn
 
 #: (batch, time, input, hidden, layers, bidirectional) per profile.
@@ -28,17 +27,7 @@ def _time_fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, repeat: int) -> float
     def once():
         out, _ = layer(x)
         out.sum().backward()
-    once()
-    best = float("inf")
-    for _ in range(repeat):
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        once()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_time(once, repeat, device=x.device, warmup=1)[0]
 
 
 def run(profile: str = "smoke", device: str | None = None, shapes: list[tuple] | None = None,

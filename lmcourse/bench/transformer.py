@@ -15,13 +15,11 @@ Taught in chapter 6 (Transformer); results in the Performance appendix.
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 from torch import nn
 
 from lmcourse.bench import Row
+from lmcourse.bench.timing import alternated
 
 SIZES = {
     "smoke": {"batch": 8, "seq": 128, "d_model": 256, "heads": 8, "d_ff": 1024, "repeats": 7,
@@ -29,29 +27,6 @@ SIZES = {
     "full": {"batch": 32, "seq": 512, "d_model": 512, "heads": 8, "d_ff": 2048, "repeats": 15,
              "corpus": "shakespeare", "merges": 2000, "naive_merges": 300},
 }
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def _interleaved(fns: list, repeats: int) -> list[float]:
-    """Median time of each function, run in alternation so that machine noise hits all alike."""
-    for f in fns:
-        f()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, f in enumerate(fns):
-            t = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
 
 
 def encoder_rows(s: dict, device: torch.device) -> list[Row]:
@@ -64,13 +39,10 @@ def encoder_rows(s: dict, device: torch.device) -> list[Row]:
     plain = EncoderBlock(s["d_model"], s["heads"], s["d_ff"], fast=False).to(device)
 
     def step(layer):
-        def go():
-            layer(x).sum().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        return go
+        return lambda: layer(x).sum().backward()
 
-    t_fast, t_ref, t_plain = _interleaved([step(fast), step(ref), step(plain)], s["repeats"])
+    t = alternated({"fast": step(fast), "ref": step(ref), "plain": step(plain)}, s["repeats"], device=device)
+    t_fast, t_ref, t_plain = t["fast"], t["ref"], t["plain"]
     shape = f"B={s['batch']} T={s['seq']} C={s['d_model']} H={s['heads']}"
     return [
         Row("transformer", "encoder layer fwd+bwd (fast path)", t_fast * 1e3, t_ref * 1e3, "ms",
@@ -101,12 +73,13 @@ def bpe_rows(s: dict) -> list[Row]:
                                       show_progress=False)
         tok.train_from_iterator(lines, trainer=trainer)
 
-    t_ours, t_hf = _interleaved([ours_train, hf_train], 3)
+    t = alternated({"ours": ours_train, "hf": hf_train}, 3)
+    t_ours, t_hf = t["ours"], t["hf"]
 
     counts = word_counts(lines)
     m = s["naive_merges"]
-    t_inc = _median_time(lambda: learn_merges(counts, m), 3)
-    t_naive = _median_time(lambda: learn_merges_naive(counts, m), 1)
+    t = alternated({"incremental": lambda: learn_merges(counts, m)}, 3)
+    t_inc, t_naive = t["incremental"], alternated({"naive": lambda: learn_merges_naive(counts, m)}, 1)["naive"]
     return [
         Row("transformer", "BPE training vs tokenizers", t_ours, t_hf, "s", t_ours / t_hf, "report", None,
             f"{s['corpus']} train, {n} merges; ratio = lmcourse / tokenizers (Rust, multi-threaded)"),
