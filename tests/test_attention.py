@@ -51,6 +51,33 @@ def test_plain_equals_fast(causal):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_causal_fast_path_passes_no_mask_tensor(monkeypatch):
+    """A purely causal square attention asks SDPA for is_causal (FlashAttention's case), with no mask tensor;
+    a cached step (T_q = 1 < T_k) keeps the explicit mask, whose alignment differs from is_causal's."""
+    import torch.nn.functional as F
+
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append((attn_mask is None, kw.get("is_causal", False)))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(3)
+    mha = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 7, 16)
+    fast = mha(x, causal=True)
+    mha.fast = False
+    torch.testing.assert_close(fast, mha(x, causal=True), atol=1e-5, rtol=1e-5)
+    assert seen == [(True, True)]
+    q, k = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 4, 8)
+    a = scaled_dot_product_attention(q, k, k, causal=True, fast=True)
+    b = scaled_dot_product_attention(q, k, k, causal=True, fast=False)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert seen[-1] == (False, False)
+
+
 def test_weights_are_a_distribution_and_respect_the_mask():
     torch.manual_seed(2)
     q = k = v = torch.randn(1, 4, 8)

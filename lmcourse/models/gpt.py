@@ -37,7 +37,9 @@ def check_ids(idx: Tensor, vocab_size: int, max_len: int | None = None, what: st
         raise TokenError(f"{what} must be (B, T), got shape {tuple(idx.shape)}")
     if idx.shape[1] == 0:
         raise TokenError(f"{what} are empty (T = 0): give at least one token")
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab_size):
+    # reading the ids' range waits for the device; under torch.compile it would break the graph, so it is
+    # left out there (an out-of-range id then fails inside the embedding, less clearly)
+    if idx.numel() and not torch.compiler.is_compiling() and (int(idx.min()) < 0 or int(idx.max()) >= vocab_size):
         bad = idx[(idx < 0) | (idx >= vocab_size)][:5].tolist()
         raise TokenError(f"{what} contain ids outside the vocabulary [0, {vocab_size}): {bad}")
     if max_len is not None and idx.shape[1] > max_len:

@@ -111,10 +111,14 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     scores_shape = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), t_q, t_k)
     if mask is not None:
         _check_mask(mask, scores_shape)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if fast and not return_weights and causal and mask is None and t_q == t_k:
+        # the fused kernel's own causal pattern, with no mask tensor (what lets it pick FlashAttention);
+        # it is the pattern of causal_mask only when T_q == T_k (PyTorch aligns it to the top left)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
     if causal:
         c = causal_mask(t_q, t_k, device=q.device)
         mask = c if mask is None else _and(mask, c)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
 
     if fast and not return_weights:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
@@ -184,13 +188,14 @@ class MultiHeadAttention(nn.Module):
             if mask.dim() == 3 and mask.shape[0] not in (1, b):
                 raise MaskError(f"a 3-d mask must be (B, T_q, T_k) = ({b}, {t_q}, {t_k}); got {tuple(mask.shape)}")
             _check_mask(mask if mask.dim() != 3 else mask[:, None], (b, self.n_heads, t_q, t_k))
-        full_mask = combine_masks(mask, key_mask, causal, b, t_q, t_k, x.device)
+        only_causal = causal and mask is None and key_mask is None  # left to the kernel: no mask tensor
+        full_mask = None if only_causal else combine_masks(mask, key_mask, causal, b, t_q, t_k, x.device)
 
         q = self._split(self.q_proj(x))        # (B, H, T_q, d_head)
         k = self._split(self.k_proj(memory))   # (B, H, T_k, d_head)
         v = self._split(self.v_proj(memory))   # (B, H, T_k, d_head)
         p = self.dropout if self.training else 0.0
-        res = scaled_dot_product_attention(q, k, v, full_mask, dropout_p=p, fast=self.fast,
+        res = scaled_dot_product_attention(q, k, v, full_mask, causal=only_causal, dropout_p=p, fast=self.fast,
                                            return_weights=return_weights)
         out, weights = res if return_weights else (res, None)
         out = out.transpose(1, 2).reshape(b, t_q, self.d_model)  # concatenate the heads: (B, T_q, C)
