@@ -1,7 +1,7 @@
 """``lmcourse``: run the chapters, run benchmarks, check the offline assets.
 
     lmcourse run [CHAPTER ...] [--profile smoke|full] [--device auto|cpu|cuda] [--yes]
-    lmcourse bench [NAME ...] [--profile smoke|full]
+    lmcourse bench [NAME ...] [--profile smoke|full] [--out DIR [--yes]]
     lmcourse assign init DIR | release CHAPTER... --as NAME | grade NAME  [--course DIR]
     lmcourse assets
 
@@ -84,7 +84,10 @@ def _write_timings(root: Path, profile: str, device: str, times: dict[str, float
 def _bench(args) -> int:
     from lmcourse.bench import run_benchmarks
 
-    run_benchmarks(args.names, profile=args.profile)
+    out = Path(args.out) if args.out else None
+    if out is not None and (out / "results.json").exists() and not args.yes:
+        raise LMCourseError(f"{out / 'results.json'} exists: pass --yes to replace it, or choose another --out")
+    run_benchmarks(args.names, profile=args.profile, out_dir=out)
     return 0
 
 
@@ -144,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks: lmcourse side by side with the reference")
     b.add_argument("names", nargs="*", help="benchmark names (default: all)")
     b.add_argument("--profile", default="smoke", choices=PROFILES)
+    b.add_argument("--out", help="folder for results.json and results.md (default: _build/bench, replaced each run)")
+    b.add_argument("--yes", action="store_true", help="allow replacing results.json in the --out folder")
     b.set_defaults(func=_bench)
 
     g = sub.add_parser("assign", help="graded assignments with nbgrader: init, release, grade")

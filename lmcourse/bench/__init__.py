@@ -2,15 +2,19 @@
 
 A benchmark is a module ``lmcourse.bench.<name>`` with ``run(profile) -> list[Row]``.
 Rows print as one table: component, lmcourse, reference, ratio, target, met?
-Results are also written to ``_build/bench/results.json``.
+Results are also written to ``_build/bench/results.json``; the timing every benchmark uses is in
+``lmcourse.bench.timing``.
 
 Taught in the Performance appendix.
 """
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import platform
+import subprocess
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +60,26 @@ def machine() -> dict[str, str]:
     return info
 
 
+def _commit() -> str:
+    """The git commit of the package's checkout (with "+changes" if the tree is dirty), or "" outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return sha + ("+changes" if sha and dirty else "")
+
+
+def load_results(path: Path | str) -> tuple[dict, list[Row]]:
+    """A ``results.json`` written by ``run_benchmarks``: (everything but the rows, the rows)."""
+    data = json.loads(Path(path).read_text())
+    rows = [Row(**r) for r in data.pop("rows")]
+    return data, rows
+
+
 def format_table(rows: list[Row]) -> str:
     head = ["benchmark", "component", "lmcourse", "reference", "unit", "ratio", "target", "met"]
     body = [[r.benchmark, r.component, f"{r.lmcourse:.4g}", f"{r.reference:.4g}", r.unit, f"{r.ratio:.3g}x",
@@ -69,20 +93,24 @@ def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_d
                    echo: bool = True, write: bool = True) -> list[Row]:
     """Run the named benchmarks (default: all, in book order) and return their rows.
 
-    ``echo`` prints each benchmark's table as it finishes; ``write`` saves ``results.json`` (rows, profile
-    and machine) and ``results.md`` under ``out_dir`` (default ``_build/bench``), the build folder.
+    ``echo`` prints each benchmark's table as it finishes; ``write`` saves ``results.json`` (the rows, the
+    profile, the machine, the date, the git commit and each benchmark's seconds; read it back with
+    ``load_results``) and ``results.md`` under ``out_dir`` (default ``_build/bench``), the build folder.
     """
     names = names or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise LMCourseError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
     rows: list[Row] = []
+    seconds: dict[str, float] = {}
     for name in names:
         module = importlib.import_module(f"lmcourse.bench.{name}")
+        start = time.perf_counter()
         with warnings.catch_warnings():
             # peft calls transformers APIs that transformers 5 deprecates: not ours to fix, not worth a line
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)(\.|$)")
             new = module.run(profile)
+        seconds[name] = round(time.perf_counter() - start, 1)
         rows.extend(new)
         if echo:
             print(format_table(new), flush=True)
@@ -94,7 +122,9 @@ def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_d
         return rows
     out_dir = out_dir or Path("_build") / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps({"profile": profile, "machine": info,
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (out_dir / "results.json").write_text(json.dumps({"profile": profile, "machine": info, "date": when,
+                                                      "commit": _commit(), "seconds": seconds,
                                                       "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
     (out_dir / "results.md").write_text(format_table(rows) + "\n")
     return rows
