@@ -83,8 +83,6 @@ def run(profile: str = "smoke", fast: bool | None = None, compile: bool = True) 
                for _ in range(s["steps"] + 1)]
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=fast)
     opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-4, fused=fast)
-    if gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
     fwd_ours, fwd_ref = (torch.compile(ours), torch.compile(ref)) if fast and compile else (ours, ref)
 
     def precision():
