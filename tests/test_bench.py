@@ -74,3 +74,16 @@ def test_results_file_round_trip_and_no_silent_overwrite(tmp_path, capsys, monke
     assert main(["bench", "ngram", "--out", str(tmp_path)]) == 2
     assert "exists: pass --yes" in capsys.readouterr().err
     assert main(["bench", "ngram", "--out", str(tmp_path), "--yes"]) == 0
+
+
+def test_results_markdown_is_a_table_with_the_machine():
+    from lmcourse.bench import Row, format_markdown
+
+    meta = {"profile": "full", "machine": {"cpu": "Some CPU", "gpu": "Some GPU"}, "date": "2026-12-05 03:00 UTC",
+            "commit": "abc1234"}
+    md = format_markdown([Row("ngram", "a | b", 1.0, 2.0, "s", 2.0, ">= 1x", True),
+                          Row("gpt", "peak", 3.0, 3.0, "GFLOP/s", 1.0)], meta).splitlines()
+    assert "full" in md[0] and "Some GPU" in md[0] and "abc1234" in md[0]
+    assert md[2].startswith("| benchmark |") and set(md[3]) <= set("|-:")
+    assert md[4] == r"| ngram | a \| b | 1 | 2 | s | 2x | >= 1x | yes |"
+    assert all(line.count("|") - line.count(r"\|") == 9 for line in md[2:])

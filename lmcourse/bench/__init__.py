@@ -2,7 +2,8 @@
 
 A benchmark is a module ``lmcourse.bench.<name>`` with ``run(profile) -> list[Row]``.
 Rows print as one table: component, lmcourse, reference, ratio, target, met?
-Results are also written to ``_build/bench/results.json``; the timing every benchmark uses is in
+Results are also written to ``_build/bench/results.json`` and, as a markdown table with the machine,
+``results.md``; the timing every benchmark uses is in
 ``lmcourse.bench.timing``.
 
 Taught in the Performance appendix.
@@ -89,6 +90,23 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*["-" * w for w in widths])] + [fmt.format(*b) for b in body])
 
 
+def format_markdown(rows: list[Row], meta: dict) -> str:
+    """The rows as a markdown table, under a line naming the profile, machine, date and commit."""
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|")
+
+    where = ", ".join(f"{k} {v}" for k, v in meta["machine"].items())
+    lines = [f"Profile {meta['profile']}, {meta['date']}, commit {meta['commit'] or 'unknown'}; machine: {where}.", "",
+             "| benchmark | component | lmcourse | reference | unit | ratio | target | met? |",
+             "|---|---|---:|---:|---|---:|---|---|"]
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append("| " + " | ".join(cell(x) for x in (r.benchmark, r.component, f"{r.lmcourse:.4g}",
+                                                         f"{r.reference:.4g}", r.unit, f"{r.ratio:.3g}x",
+                                                         r.target, met)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_dir: Path | None = None,
                    echo: bool = True, write: bool = True) -> list[Row]:
     """Run the named benchmarks (default: all, in book order) and return their rows.
@@ -123,8 +141,7 @@ def run_benchmarks(names: list[str] | None = None, profile: str = "smoke", out_d
     out_dir = out_dir or Path("_build") / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    (out_dir / "results.json").write_text(json.dumps({"profile": profile, "machine": info, "date": when,
-                                                      "commit": _commit(), "seconds": seconds,
-                                                      "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    (out_dir / "results.md").write_text(format_table(rows) + "\n")
+    meta = {"profile": profile, "machine": info, "date": when, "commit": _commit(), "seconds": seconds}
+    (out_dir / "results.json").write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    (out_dir / "results.md").write_text(format_markdown(rows, meta))
     return rows
