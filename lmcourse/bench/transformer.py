@@ -78,8 +78,8 @@ def bpe_rows(s: dict) -> list[Row]:
 
     counts = word_counts(lines)
     m = s["naive_merges"]
-    t = alternated({"incremental": lambda: learn_merges(counts, m)}, 3)
-    t_inc, t_naive = t["incremental"], alternated({"naive": lambda: learn_merges_naive(counts, m)}, 1)["naive"]
+    t_inc = alternated({"incremental": lambda: learn_merges(counts, m)}, 3)["incremental"]
+    t_naive = alternated({"naive": lambda: learn_merges_naive(counts, m)}, 1)["naive"]  # slow: one timed run
     return [
         Row("transformer", "BPE training vs tokenizers", t_ours, t_hf, "s", t_ours / t_hf, "report", None,
             f"{s['corpus']} train, {n} merges; ratio = lmcourse / tokenizers (Rust, multi-threaded)"),
